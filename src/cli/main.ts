@@ -1,0 +1,18 @@
+/**
+ * The entry bin/run.js calls first. Commands run here without loading oclif, whose start-up
+ * alone costs more than the whole command; help, completion and anything unknown return false
+ * and go to oclif. VHOST_IOTLB_OCLIF=1 sends everything to oclif (the parity tests use it).
+ */
+import {isCommand} from './registry.js'
+import {runOnce} from './run.js'
+
+const HELP = new Set(['--help', '-h'])
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  const [id = ''] = argv
+  if (env.VHOST_IOTLB_OCLIF === '1' || !isCommand(id)) return false
+  const end = argv.indexOf('--')
+  if (argv.some((token, index) => HELP.has(token) && (end === -1 || index < end))) return false
+  process.exitCode = await runOnce(argv)
+  return true
+}

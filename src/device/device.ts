@@ -1,0 +1,136 @@
+/**
+ * The one interface every backend implements: the emulated RFC device, a real vhost character
+ * device, and a device held by another process behind a socket. Commands call these operations
+ * and never ask which backend they hold.
+ *
+ * Results are plain data with bigint u64s; src/format turns them into JSON and text.
+ */
+import type {IotlbEntry, ModelName} from './entry.js'
+
+/** A note that a known defect of the patch changed this result, or a caveat the user needs. */
+export interface Warning {
+  code: string
+  message: string
+}
+
+export interface DeviceInfo {
+  kind: 'emulated' | 'kernel' | 'remote'
+  /** The `--device` spec the device was opened with. */
+  spec: string
+  /** Emulated: which arithmetic; kernel: which protocol it speaks. */
+  model: string
+}
+
+export interface SetFdResult {
+  iotlb_fd: number | null
+  warnings?: Warning[]
+}
+
+export interface SetRequestEntryResult {
+  request_entry: bigint
+  warnings?: Warning[]
+}
+
+export interface UpdateRequest {
+  iova: bigint
+  size: bigint
+  /** 'auto': backed by memory the tool allocates (real devices only). */
+  userspace_addr: bigint | 'auto'
+  perm: number
+  /** Raw `flags.type`; VHOST_IOTLB_UPDATE unless the user provokes another. */
+  type: number
+  valid: boolean
+  /** The user accepts that a real kernel will access a raw userspace_addr of this process. */
+  unsafe_uaddr?: boolean
+}
+
+export interface UpdateResult {
+  slot: number
+  entry: IotlbEntry
+  completed_miss: boolean
+  warnings?: Warning[]
+}
+
+export interface InvalidateRequest {
+  iova: bigint
+  /** Upstream INVALIDATE takes a range; the RFC matches one iova. */
+  size?: bigint
+}
+
+export interface InvalidateResult {
+  slot: number
+  invalidated: boolean
+  /** Upstream devices: how many ranges of the shadow the invalidation removed. */
+  removed?: number
+  warnings?: Warning[]
+}
+
+export interface IovSegment {
+  iova: bigint
+  userspace_addr: bigint
+  len: bigint
+}
+
+export type TranslateResult =
+  | {status: 'ok'; iova: bigint; len: bigint; iov: IovSegment[]; warnings?: Warning[]}
+  | {status: 'miss'; iova: bigint; request: IotlbEntry; request_bytes: Uint8Array; warnings?: Warning[]}
+  | {status: 'fault'; errno: string; reason: string; warnings?: Warning[]}
+
+/**
+ * Called when a translation misses and the request has been posted. Resolve true once an UPDATE
+ * for the page has been applied (the kernel's waiter then wakes), false to leave it pending.
+ */
+export type MissHandler = (request: IotlbEntry) => Promise<boolean>
+
+export interface TranslateOptions {
+  onMiss?: MissHandler
+}
+
+export interface SlotEntry extends IotlbEntry {
+  slot: number
+}
+
+export interface DumpOptions {
+  all?: boolean
+  slot?: number
+}
+
+export interface DumpResult {
+  model: string
+  /** True when the table is the tool's record of what it wrote, not read back from a kernel. */
+  shadow: boolean
+  page_size: number
+  slots: number
+  iotlb_fd: number | null
+  eventfd_signals: number
+  request_entry: bigint | null
+  pending: IotlbEntry
+  /** The 32 bytes the device last wrote at the request entry (RFC), if any. */
+  request_bytes: Uint8Array | null
+  waiting: boolean
+  entries: SlotEntry[]
+  warnings?: Warning[]
+}
+
+export interface ResetResult {
+  model: ModelName
+}
+
+export interface IotlbDevice {
+  readonly info: DeviceInfo
+  /** VHOST_SET_IOTLB_FD; -1 clears; 'auto': an eventfd the tool creates and owns (real devices). */
+  setIotlbFd(fd: number | 'auto'): Promise<SetFdResult>
+  /** VHOST_SET_IOTLB_REQUEST_ENTRY; 'auto' lets the tool allocate the buffer the kernel writes. */
+  setRequestEntry(address: bigint | 'auto'): Promise<SetRequestEntryResult>
+  /** VHOST_UPDATE_IOTLB with the given type (UPDATE normally). */
+  update(request: UpdateRequest): Promise<UpdateResult>
+  /** VHOST_UPDATE_IOTLB with type INVALIDATE. */
+  invalidate(request: InvalidateRequest): Promise<InvalidateResult>
+  /** translate_iotlb(): what the device's DMA of `len` bytes at `iova` would use. */
+  translate(iova: bigint, len: bigint, options?: TranslateOptions): Promise<TranslateResult>
+  dump(options: DumpOptions): Promise<DumpResult>
+  reset(model: ModelName): Promise<ResetResult>
+  /** Makes what succeeded durable (state file) without closing. */
+  flush(): Promise<void>
+  close(): Promise<void>
+}
