@@ -7,6 +7,7 @@ import type * as z from 'zod/mini'
 
 import type {IotlbDevice, MissHandler, Warning} from '../device/device.js'
 import type {Json} from '../format/json.js'
+import type {Io} from './session.js'
 
 /** A schema from the flag's text to its value. */
 export type TextSchema<T = unknown> = z.ZodMiniType<T, string>
@@ -76,6 +77,10 @@ export interface Context {
   interaction?: Interaction
   /** Colour is allowed in text output. */
   color: boolean
+  /** Output streams, for commands that stream (batch, listen) instead of returning one result. */
+  io: Io
+  /** The environment the session parses with. */
+  env: NodeJS.ProcessEnv
 }
 
 /** A command's result, before it is printed as JSON or text. */
