@@ -39,6 +39,7 @@ import {
 } from '../entry.js'
 import {DeviceError, StateFileError, UsageError} from '../errors.js'
 import {LEN_MAX, type ModelState, RfcIotlb, TranslateWalk, freshState} from './model.js'
+import {serializeState} from './state.js'
 import {type Loaded, StateLock, loadState, saveState, unchangedSince} from './store.js'
 
 export interface EmulatedOptions {
@@ -78,7 +79,13 @@ export class EmulatedDevice implements IotlbDevice {
   private refresh(): ModelState {
     if (!this.loaded.state || !unchangedSince(this.path, this.loaded.snapshot)) {
       const loaded = loadState(this.path)
-      this.loaded = loaded.state ? loaded : {state: freshState('rfc'), snapshot: undefined}
+      if (loaded.state) {
+        this.loaded = loaded
+      } else {
+        // No file is a fresh device; saving one unchanged would create a file for nothing.
+        const state = freshState('rfc')
+        this.loaded = {state, snapshot: {text: serializeState(state), stamp: ''}}
+      }
     }
 
     const state = this.loaded.state!
