@@ -6,7 +6,8 @@
 import {IotlbError, UsageError} from '../device/errors.js'
 
 /** The contract's exit codes. */
-export const EXIT = {ok: 0, failed: 1, usage: 2, miss: 3} as const
+/** The contract's exit codes, and 130 for a run stopped by SIGINT (128 + 2, as shells report it). */
+export const EXIT = {ok: 0, failed: 1, usage: 2, miss: 3, interrupted: 130} as const
 
 export interface ErrorReport {
   code: string

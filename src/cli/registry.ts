@@ -15,6 +15,8 @@ export const COMMANDS: Readonly<Record<string, Loader>> = {
   translate: () => import('./specs/translate.js'),
   dump: () => import('./specs/dump.js'),
   reset: () => import('./specs/reset.js'),
+  probe: () => import('./specs/probe.js'),
+  listen: () => import('./specs/listen.js'),
 }
 
 export function isCommand(id: string): boolean {

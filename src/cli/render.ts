@@ -16,7 +16,7 @@ export async function render(outcome: Outcome, io: Io): Promise<void> {
     return
   }
 
-  if (!result) return
+  if (!result || result.streamed) return
   for (const line of warningLines(result.warnings)) io.err(`${line}\n`)
   if (outcome.json) {
     io.out(`${stringify(result.json)}\n`)

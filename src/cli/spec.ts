@@ -69,6 +69,11 @@ export interface Interaction {
   onMiss?: MissHandler
   /** Asks for required flags that were not given; returns their text, keyed by flag name. */
   askMissing?(command: string, missing: Array<{name: string; flag: ValueFlag}>): Promise<Record<string, string>>
+  /**
+   * Optional flags that this session's device needs all the same, asked for like missing
+   * required ones (update's --uaddr on an emulated device, where real devices default to auto).
+   */
+  askAlso?(command: string): readonly string[]
 }
 
 export interface Context {
@@ -91,6 +96,8 @@ export interface Result {
   warnings?: Warning[]
   /** 0 unless the result itself is a failure (translate fault: 1) or a miss (3). */
   exitCode?: number
+  /** The command already printed its output through `context.io` (batch, repl): print nothing more. */
+  streamed?: boolean
 }
 
 export interface CommandSpec<F extends Record<string, FlagDef> = Record<string, FlagDef>, A extends readonly ArgDef[] = readonly ArgDef[]> {

@@ -116,6 +116,58 @@ export interface ResetResult {
   model: ModelName
 }
 
+/** What a device supports, as far as it can be asked. */
+export interface ProbeResult {
+  spec: string
+  kind: DeviceInfo['kind']
+  /** `rfc`: the RFC's ioctls; `upstream`: vhost_msg over read/write on the fd. */
+  protocol: 'rfc' | 'upstream'
+  rfc_ioctls: boolean
+  /** VHOST_GET_FEATURES, when the device has it. */
+  features: bigint | null
+  /** VHOST_GET_BACKEND_FEATURES, when the device has it. */
+  backend_features: bigint | null
+  /** VIRTIO_F_ACCESS_PLATFORM (bit 33) offered: device IOTLB available upstream. */
+  access_platform: boolean
+  /** VHOST_F_DEVICE_IOTLB (bit 63) offered (older kernels). */
+  device_iotlb: boolean
+  msg_v1: boolean
+  msg_v2: boolean
+  batch: boolean
+  asid: boolean
+  /** Which message version this tool writes, or null when messages are not used. */
+  msg_version: 1 | 2 | null
+  notes: string[]
+}
+
+/** A request the device posted: a miss, or (upstream) an access failure. */
+export interface IotlbEvent {
+  type: 'miss' | 'access_fail'
+  iova: bigint
+  perm: number
+  /** Upstream v2: the address space id. */
+  asid?: number
+  /** The bytes as read from the device (32-byte entry, or 72-byte message). */
+  raw: Uint8Array
+}
+
+export interface ListenOptions {
+  /** Stops the loop; resolved promptly. */
+  signal: AbortSignal
+  /** Answers an event (an UPDATE through this device), or returns undefined to leave it. */
+  answer?(event: IotlbEvent): Promise<UpdateResult | undefined>
+  /** Called for each event, in order, after `answer` ran. */
+  onEvent(event: IotlbEvent, answer: UpdateResult | undefined): void | Promise<void>
+  /** Stop after this many misses. */
+  count?: number
+}
+
+export interface ListenResult {
+  events: number
+  answered: number
+  stopped: 'count' | 'signal'
+}
+
 export interface IotlbDevice {
   readonly info: DeviceInfo
   /** VHOST_SET_IOTLB_FD; -1 clears; 'auto': an eventfd the tool creates and owns (real devices). */
@@ -130,6 +182,10 @@ export interface IotlbDevice {
   translate(iova: bigint, len: bigint, options?: TranslateOptions): Promise<TranslateResult>
   dump(options: DumpOptions): Promise<DumpResult>
   reset(model: ModelName): Promise<ResetResult>
+  /** What the device offers: protocol, features, message versions. */
+  probe(): Promise<ProbeResult>
+  /** Reports (and with `answer`, answers) each request the device posts until stopped. */
+  listen(options: ListenOptions): Promise<ListenResult>
   /** Makes what succeeded durable (state file) without closing. */
   flush(): Promise<void>
   close(): Promise<void>

@@ -5,6 +5,9 @@
 import type {
   DumpResult,
   InvalidateResult,
+  IotlbEvent,
+  ListenResult,
+  ProbeResult,
   SetFdResult,
   SetRequestEntryResult,
   TranslateResult,
@@ -117,4 +120,36 @@ export function dumpJson(result: DumpResult) {
 /** One JSON document: indented for a person, compact for NDJSON. */
 export function stringify(value: Json, compact = false): string {
   return compact ? JSON.stringify(value) : JSON.stringify(value, null, 2)
+}
+
+export function eventJson(event: IotlbEvent, answer: UpdateResult | undefined, unanswered?: string) {
+  const body: {[key: string]: Json} = {event: event.type, iova: hex(event.iova), perm: permName(event.perm)}
+  if (event.asid !== undefined) body.asid = event.asid
+  body.raw = bytesHex(event.raw)
+  if (answer) body.answer = updateJson(answer)
+  else if (unanswered) body.unanswered = unanswered
+  return body
+}
+
+export function listenJson(result: ListenResult) {
+  return {events: result.events, answered: result.answered, stopped: result.stopped}
+}
+
+export function probeJson(result: ProbeResult) {
+  return {
+    device: result.spec,
+    kind: result.kind,
+    protocol: result.protocol,
+    rfc_ioctls: result.rfc_ioctls,
+    features: result.features === null ? null : hex(result.features),
+    backend_features: result.backend_features === null ? null : hex(result.backend_features),
+    access_platform: result.access_platform,
+    device_iotlb: result.device_iotlb,
+    msg_v1: result.msg_v1,
+    msg_v2: result.msg_v2,
+    batch: result.batch,
+    asid: result.asid,
+    msg_version: result.msg_version,
+    notes: result.notes,
+  }
 }

@@ -4,6 +4,9 @@
 import type {
   DumpResult,
   InvalidateResult,
+  IotlbEvent,
+  ListenResult,
+  ProbeResult,
   SetFdResult,
   SetRequestEntryResult,
   TranslateResult,
@@ -97,4 +100,35 @@ export function dumpFooter(result: DumpResult, all: boolean, slot: number | unde
   if (slot !== undefined) return `slot ${slot} of ${result.slots}`
   if (all) return `all ${result.slots} slots`
   return `${result.entries.length} of ${result.slots} slots written (--all shows every slot)`
+}
+
+export function eventText(event: IotlbEvent, answer: UpdateResult | undefined, unanswered?: string): string[] {
+  const asid = event.asid === undefined ? '' : ` asid ${event.asid}`
+  const lines = [`${event.type === 'miss' ? 'miss' : 'access-fail'} iova ${hex(event.iova)} perm ${permName(event.perm)}${asid}`]
+  if (answer) lines.push(`  answered: slot ${answer.slot}: ${entryText(answer.entry)}`)
+  else if (unanswered) lines.push(`  not answered: ${unanswered}`)
+  return lines
+}
+
+export function listenText(result: ListenResult): string[] {
+  const how = result.stopped === 'count' ? 'count reached' : 'interrupted'
+  return [`${result.events} event${result.events === 1 ? '' : 's'}, ${result.answered} answered (${how})`]
+}
+
+/** Probe results as table rows: property, value. */
+export function probeRows(result: ProbeResult): string[][] {
+  const yes = (value: boolean) => (value ? 'yes' : 'no')
+  const rows = [
+    ['device', `${result.spec} (${result.kind})`],
+    ['protocol', result.protocol === 'rfc' ? 'RFC ioctls (VHOST_UPDATE_IOTLB)' : 'upstream vhost_msg on the device fd'],
+    ['RFC ioctls', yes(result.rfc_ioctls)],
+    ['features', result.features === null ? 'n/a' : hex(result.features)],
+    ['VIRTIO_F_ACCESS_PLATFORM (33)', yes(result.access_platform)],
+    ['VHOST_F_DEVICE_IOTLB (63)', yes(result.device_iotlb)],
+    ['backend features', result.backend_features === null ? 'n/a' : hex(result.backend_features)],
+    ['message v1 / v2', `${yes(result.msg_v1)} / ${yes(result.msg_v2)}`],
+    ['IOTLB batch / ASID', `${yes(result.batch)} / ${yes(result.asid)}`],
+    ['messages written as', result.msg_version === null ? 'none' : `v${result.msg_version}`],
+  ]
+  return rows
 }

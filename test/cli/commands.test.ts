@@ -2,24 +2,19 @@
 // and after a failure.
 import * as fs from 'node:fs'
 
-import t from 'tap'
+import t, {type Test} from 'tap'
 
 import {type Run, runCli} from '../fixtures/cli.js'
 
-function stateIn(t: Tap.Test): string {
+function stateIn(t: Test): string {
   return `${t.testdir()}/emu.json`
-}
-
-type Tap = typeof t
-declare namespace Tap {
-  type Test = Parameters<Parameters<Tap['test']>[1]>[0]
 }
 
 function json(run: Run): any {
   return JSON.parse(run.stdout)
 }
 
-function noStack(t: Tap.Test, run: Run) {
+function noStack(t: Test, run: Run) {
   t.notMatch(run.stdout + run.stderr, /\n\s+at .+:\d+:\d+\)?/, 'no stack trace')
 }
 

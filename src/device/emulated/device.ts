@@ -10,6 +10,8 @@
  * Every model operation either throws before changing anything or completes, so a failed
  * command leaves the file byte-identical.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
+
 import type {
   DeviceInfo,
   DumpOptions,
@@ -17,6 +19,10 @@ import type {
   InvalidateRequest,
   InvalidateResult,
   IotlbDevice,
+  IotlbEvent,
+  ListenOptions,
+  ListenResult,
+  ProbeResult,
   ResetResult,
   SetFdResult,
   SetRequestEntryResult,
@@ -33,14 +39,19 @@ import {
   PAGE_SIZE,
   VHOST_IOTLB_INVALID,
   VHOST_IOTLB_INVALIDATE,
+  VHOST_IOTLB_MISS,
   VHOST_IOTLB_SIZE,
   VHOST_IOTLB_VALID,
   cloneEntry,
+  encodeEntry,
 } from '../entry.js'
 import {DeviceError, StateFileError, UsageError} from '../errors.js'
 import {LEN_MAX, type ModelState, RfcIotlb, TranslateWalk, freshState} from './model.js'
 import {serializeState} from './state.js'
 import {type Loaded, StateLock, loadState, saveState, unchangedSince} from './store.js'
+
+/** How often a listener looks at the state file: a miss is seen within this many ms. */
+const LISTEN_POLL_MS = 20
 
 export interface EmulatedOptions {
   /** Lock and load once for the device's lifetime (batch). */
@@ -238,6 +249,69 @@ export class EmulatedDevice implements IotlbDevice {
       Object.assign(current.state, fresh)
     })
     return {model}
+  }
+
+  async probe(): Promise<ProbeResult> {
+    const state = this.read()
+    return {
+      spec: this.info.spec,
+      kind: 'emulated',
+      protocol: 'rfc',
+      rfc_ioctls: true,
+      features: null,
+      backend_features: null,
+      access_platform: false,
+      device_iotlb: false,
+      msg_v1: false,
+      msg_v2: false,
+      batch: false,
+      asid: false,
+      msg_version: null,
+      notes: [
+        `the RFC device emulated in ${this.path}, model ${state.model}`,
+        'VHOST_SET_IOTLB_FD, VHOST_SET_IOTLB_REQUEST_ENTRY and VHOST_UPDATE_IOTLB as in the patch; no feature negotiation (the RFC has none)',
+      ],
+    }
+  }
+
+  /**
+   * The userspace side of the RFC: waits for the eventfd count to rise (other processes'
+   * `translate` posting misses to the state file) and reads the request at the request entry.
+   * A miss already outstanding when listening starts is reported first, as an eventfd with a
+   * non-zero count would be.
+   */
+  async listen(options: ListenOptions): Promise<ListenResult> {
+    const {signal} = options
+    let seen = -1
+    let events = 0
+    let answered = 0
+    while (!signal.aborted) {
+      const state = this.read()
+      if (state.eventfd_signals !== seen && state.pending.type === VHOST_IOTLB_MISS) {
+        seen = state.eventfd_signals
+        const event: IotlbEvent = {
+          type: 'miss',
+          iova: state.pending.iova,
+          perm: state.pending.perm,
+          raw: state.request_bytes ? Uint8Array.from(state.request_bytes) : encodeEntry(state.pending),
+        }
+        events += 1
+        const answer = options.answer ? await options.answer(event) : undefined
+        if (answer) answered += 1
+        await options.onEvent(event, answer)
+        if (options.count !== undefined && events >= options.count) return {events, answered, stopped: 'count'}
+        continue
+      }
+
+      seen = state.eventfd_signals
+      try {
+        await sleep(LISTEN_POLL_MS, undefined, {signal})
+      } catch {
+        break
+      }
+    }
+
+    return {events, answered, stopped: 'signal'}
   }
 
   async flush(): Promise<void> {
