@@ -47,10 +47,15 @@ export class Session implements Context {
     return this.io.color
   }
 
+  private boundEnv?: NodeJS.ProcessEnv
+
   /** The environment lines are parsed with: a bound session answers for VHOST_IOTLB_DEVICE. */
   get env(): NodeJS.ProcessEnv {
     const env = this.options.env ?? process.env
-    return this.options.device === undefined ? env : {...env, VHOST_IOTLB_DEVICE: this.options.device}
+    if (this.options.device === undefined) return env
+    // Built once: batch reads it for every line of a million-line trace.
+    this.boundEnv ??= {...env, VHOST_IOTLB_DEVICE: this.options.device}
+    return this.boundEnv
   }
 
   async device(spec: string): Promise<IotlbDevice> {
