@@ -13,6 +13,8 @@ export interface ParseOptions {
   env?: NodeJS.ProcessEnv
   /** Called with required flags that are missing; returns their text (REPL prompts). */
   fillMissing?: (missing: Array<{name: string; flag: ValueFlag}>) => Promise<Record<string, string>>
+  /** Optional flags that fillMissing should ask for too when absent. */
+  askAlso?: readonly string[]
 }
 
 function validate(label: string, schema: {safeParse(input: unknown): {success: boolean; data?: unknown; error?: {issues: Array<{message: string}>}}}, text: string): unknown {
@@ -134,7 +136,7 @@ export async function parseArgv<F extends Record<string, FlagDef>, A extends rea
     if (flag.kind === 'value' && !texts.has(name)) {
       const fromEnv = flag.env ? env[flag.env] : undefined
       if (fromEnv !== undefined && fromEnv !== '') texts.set(name, fromEnv)
-      else if (flag.required) missing.push({name, flag})
+      else if (flag.required || (options.fillMissing && options.askAlso?.includes(name))) missing.push({name, flag})
     }
   }
 

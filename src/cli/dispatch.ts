@@ -30,9 +30,11 @@ export async function dispatch(argv: readonly string[], session: Session): Promi
 
     const spec = await loadCommand(id)
     const askMissing = session.interaction?.askMissing
+    const asking = askMissing !== undefined && !json
     const input = await parseArgv(spec, rest, {
       env: session.env,
-      fillMissing: askMissing && !json ? (missing) => askMissing(id, missing) : undefined,
+      fillMissing: asking ? (missing) => askMissing(id, missing) : undefined,
+      askAlso: asking ? session.interaction?.askAlso?.(id) : undefined,
     })
     const result = await spec.run(input, session)
     return {command: id, argv, json, result, exitCode: result.exitCode ?? 0}

@@ -18,6 +18,7 @@ export const COMMANDS: Readonly<Record<string, Loader>> = {
   probe: () => import('./specs/probe.js'),
   listen: () => import('./specs/listen.js'),
   batch: () => import('./specs/batch.js'),
+  repl: () => import('./specs/repl.js'),
 }
 
 export function isCommand(id: string): boolean {
