@@ -4,7 +4,7 @@ import {spawn} from 'node:child_process'
 import * as fs from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import t from 'tap'
+import t, {type Test} from 'tap'
 
 import {BIN, runCli} from '../fixtures/cli.js'
 
@@ -26,7 +26,7 @@ async function until(predicate: () => boolean, what: string, ms = 10_000) {
   }
 }
 
-async function armed(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function armed(t: Test) {
   const dir = t.testdir({'map.txt': '0x100000 64k rw 0x7f0000100000\n0x200000 4k ro 0x7f0000200000\n'})
   const state = `${dir}/emu.json`
   await runCli(['set-fd', '3'], {state})
