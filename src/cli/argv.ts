@@ -53,23 +53,45 @@ function distance(a: string, b: string): number {
   return row[b.length]!
 }
 
+function seeHelp(id: string): string {
+  return `see: vhost-iotlb ${id} --help`
+}
+
+interface Layout {
+  names: string[]
+  byChar: Map<string, string>
+}
+
+// Per declaration, computed once: batch parses the same few commands millions of times.
+const layouts = new WeakMap<object, Layout>()
+
+function layoutOf(spec: CommandSpec<any, any>): Layout {
+  let layout = layouts.get(spec)
+  if (!layout) {
+    const names = Object.keys(spec.flags)
+    const byChar = new Map<string, string>()
+    for (const name of names) {
+      const char = (spec.flags as Record<string, FlagDef>)[name]!.char
+      if (char) byChar.set(char, name)
+    }
+
+    layout = {names, byChar}
+    layouts.set(spec, layout)
+  }
+
+  return layout
+}
+
 /** Splits argv into flag texts and positionals, then validates each through its schema. */
 export async function parseArgv<F extends Record<string, FlagDef>, A extends readonly ArgDef[]>(
   spec: CommandSpec<F, A>,
   argv: readonly string[],
   options: ParseOptions = {},
 ): Promise<Input<F, A>> {
-  const names = Object.keys(spec.flags)
-  const byChar = new Map<string, string>()
-  for (const name of names) {
-    const char = spec.flags[name]!.char
-    if (char) byChar.set(char, name)
-  }
-
+  const {names, byChar} = layoutOf(spec)
   const texts = new Map<string, string>()
   const booleans = new Set<string>()
   const positionals: string[] = []
-  const usage = `see: vhost-iotlb ${spec.id} --help`
 
   const take = (name: string, inline: string | undefined, index: number): number => {
     const flag = spec.flags[name]!
@@ -106,7 +128,7 @@ export async function parseArgv<F extends Record<string, FlagDef>, A extends rea
       const name = eq === -1 ? token.slice(2) : token.slice(2, eq)
       if (!Object.hasOwn(spec.flags, name)) {
         const hint = closest(name, names)
-        throw new UsageError(`${spec.id}: unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; ${usage}`)
+        throw new UsageError(`${spec.id}: unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; ${seeHelp(spec.id)}`)
       }
 
       i = take(name, eq === -1 ? undefined : token.slice(eq + 1), i)
@@ -115,7 +137,7 @@ export async function parseArgv<F extends Record<string, FlagDef>, A extends rea
 
     if (token.startsWith('-') && token.length > 1 && !NEGATIVE_NUMBER.test(token)) {
       const name = byChar.get(token[1]!)
-      if (!name) throw new UsageError(`${spec.id}: unknown flag ${token.slice(0, 2)}; ${usage}`)
+      if (!name) throw new UsageError(`${spec.id}: unknown flag ${token.slice(0, 2)}; ${seeHelp(spec.id)}`)
       const rest = token.slice(2)
       i = take(name, rest === '' ? undefined : rest.replace(/^=/, ''), i)
       continue
@@ -126,7 +148,7 @@ export async function parseArgv<F extends Record<string, FlagDef>, A extends rea
 
   if (positionals.length > spec.args.length) {
     const extra = positionals.slice(spec.args.length).map((p) => JSON.stringify(p)).join(' ')
-    throw new UsageError(`${spec.id}: unexpected argument${positionals.length - spec.args.length > 1 ? 's' : ''} ${extra}; ${usage}`)
+    throw new UsageError(`${spec.id}: unexpected argument${positionals.length - spec.args.length > 1 ? 's' : ''} ${extra}; ${seeHelp(spec.id)}`)
   }
 
   const env = options.env ?? process.env
@@ -148,7 +170,7 @@ export async function parseArgv<F extends Record<string, FlagDef>, A extends rea
   const stillMissing = missing.filter(({name}) => !texts.has(name))
   if (stillMissing.length > 0) {
     const list = stillMissing.map(({name, flag}) => `--${name} ${flag.helpValue}`).join(', ')
-    throw new UsageError(`${spec.id}: missing ${list}; ${usage}`)
+    throw new UsageError(`${spec.id}: missing ${list}; ${seeHelp(spec.id)}`)
   }
 
   const flags: Record<string, unknown> = {}
@@ -167,7 +189,7 @@ export async function parseArgv<F extends Record<string, FlagDef>, A extends rea
   for (const [index, arg] of spec.args.entries()) {
     const text = positionals[index] ?? arg.default
     if (text === undefined) {
-      if (arg.required) throw new UsageError(`${spec.id}: missing ${arg.helpValue}; ${usage}`)
+      if (arg.required) throw new UsageError(`${spec.id}: missing ${arg.helpValue}; ${seeHelp(spec.id)}`)
       args[arg.name] = undefined
       continue
     }

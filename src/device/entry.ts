@@ -147,17 +147,20 @@ export function hexByte(value: number): string {
   return `0x${value.toString(16)}`
 }
 
+// Names for all 256 byte values, built once: dump and batch name millions of flag bytes.
+const PERM_NAMES = Array.from({length: 256}, (_, byte) => Object.entries(PERM_BITS).find(([, bits]) => bits === byte)?.[0] ?? hexByte(byte))
+const TYPE_NAMES = Array.from({length: 256}, (_, byte) =>
+  byte === 0 ? 'none' : (Object.entries(TYPE_CODES).find(([, code]) => code === byte)?.[0] ?? hexByte(byte)),
+)
+
 /** The perm byte's name, or its hex value when it holds bits the RFC does not define. */
 export function permName(perm: number): string {
-  for (const [name, bits] of Object.entries(PERM_BITS)) if (bits === perm) return name
-  return hexByte(perm)
+  return PERM_NAMES[perm & 0xff]!
 }
 
 /** The type byte's name: `none` for a zeroed field, hex for values the RFC does not define. */
 export function typeName(type: number): string {
-  if (type === 0) return 'none'
-  for (const [name, code] of Object.entries(TYPE_CODES)) if (code === type) return name
-  return hexByte(type)
+  return TYPE_NAMES[type & 0xff]!
 }
 
 // ---- number syntax and the schemas for every field -------------------------------------------
@@ -197,25 +200,29 @@ interface NumberOptions {
   what?: string
 }
 
-/** A schema from user text to a bigint in [min, max], with messages that name the field. */
+/**
+ * A schema from user text to a bigint in [min, max], with messages that name the field. The text
+ * is parsed once: batch replays validate millions of numbers.
+ */
 export function numberSchema(field: string, options: NumberOptions = {}) {
   const {units = false, min = 0n, max = U64_MAX, what = 'a u64'} = options
   const syntax = units ? 'decimal or 0x hex, _ separators, k/m/g suffix' : 'decimal or 0x hex, _ separators'
   return z.pipe(
-    z.string().check(
-      z.refine((text) => parseNumberText(text, units) !== undefined, {
-        error: (issue) => `${field}: ${showInput(issue.input)} is not a number (${syntax})`,
-      }),
-      // Malformed text passes here: the check above reports it once.
-      z.refine(
-        (text) => {
-          const value = parseNumberText(text, units)
-          return value === undefined || (value >= min && value <= max)
-        },
-        {error: (issue) => `${field}: ${showInput(issue.input)} is out of range for ${what} (${rangeText(min, max)})`},
-      ),
-    ),
-    z.transform((text: string) => parseNumberText(text, units) as bigint),
+    z.string(),
+    z.transform((text: string, context): bigint => {
+      const value = parseNumberText(text, units)
+      if (value === undefined) {
+        context.issues.push({code: 'custom', input: text, message: `${field}: ${showInput(text)} is not a number (${syntax})`})
+        return z.NEVER
+      }
+
+      if (value < min || value > max) {
+        context.issues.push({code: 'custom', input: text, message: `${field}: ${showInput(text)} is out of range for ${what} (${rangeText(min, max)})`})
+        return z.NEVER
+      }
+
+      return value
+    }),
   )
 }
 
