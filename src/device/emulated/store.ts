@@ -171,7 +171,7 @@ export class StateLock {
     let madeDirectory = false
     for (;;) {
       try {
-        fs.writeFileSync(path, token, {flag: 'wx', mode: 0o644})
+        createLock(path, token)
         return new StateLock(path, token)
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code
@@ -210,6 +210,27 @@ export class StateLock {
 
   release(): void {
     if (this.held()) fs.rmSync(this.path, {force: true})
+  }
+}
+
+/**
+ * Creates the lock file already holding its token: the token goes to a private file that link()
+ * then publishes, failing with EEXIST if a lock exists. Creating the lock with O_EXCL and then
+ * writing the token left a moment in which a waiter could read an empty lock, judge it stale and
+ * break a live holder's lock (found by the concurrency test: updates failed with ELOCKLOST).
+ */
+function createLock(path: string, token: string): void {
+  const temp = `${path}.new-${process.pid}-${randomBytes(4).toString('hex')}`
+  fs.writeFileSync(temp, token, {flag: 'wx', mode: 0o644})
+  try {
+    fs.linkSync(temp, path)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    // A file system without hard links: fall back to the create-then-write lock.
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw error
+    fs.writeFileSync(path, token, {flag: 'wx', mode: 0o644})
+  } finally {
+    fs.rmSync(temp, {force: true})
   }
 }
 
