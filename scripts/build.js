@@ -39,6 +39,33 @@ function tsc() {
   return result.status ?? 1
 }
 
+/**
+ * Publishes a finished build into dist/fast without a moment in which a process starting
+ * meanwhile (tests, other shells in the same tree) finds main.js missing or its chunks gone:
+ * chunks are content-hashed and moved in first, then main.js is replaced by rename. Chunks the
+ * new build no longer uses are removed only once they are old enough that no process started
+ * from the previous main.js can still be loading them.
+ */
+function publish(staging, outdir, metafile) {
+  const prefix = `${staging.slice(root.length + 1)}/`
+  const outputs = Object.fromEntries(
+    Object.entries(metafile.outputs).map(([path, output]) => [`${FAST_DIR}/${path.slice(prefix.length)}`, output]),
+  )
+  fs.mkdirSync(`${outdir}/chunks`, {recursive: true})
+  for (const name of fs.readdirSync(`${staging}/chunks`)) fs.renameSync(`${staging}/chunks/${name}`, `${outdir}/chunks/${name}`)
+  // The lazy-loading test maps chunks back to their sources with this.
+  fs.writeFileSync(`${staging}/meta.json`, `${JSON.stringify({...metafile, outputs}, null, 1)}\n`)
+  fs.renameSync(`${staging}/meta.json`, `${outdir}/meta.json`)
+  fs.renameSync(`${staging}/main.js`, `${outdir}/main.js`)
+  fs.rmSync(staging, {recursive: true, force: true})
+
+  const stale = Date.now() - 10 * 60_000
+  for (const name of fs.readdirSync(`${outdir}/chunks`)) {
+    const path = `${outdir}/chunks/${name}`
+    if (!Object.hasOwn(outputs, `${FAST_DIR}/chunks/${name}`) && fs.statSync(path).mtimeMs < stale) fs.rmSync(path, {force: true})
+  }
+}
+
 async function bundle() {
   const esbuild = await import('esbuild')
   const pkg = JSON.parse(fs.readFileSync(`${root}/package.json`, 'utf8'))
@@ -46,26 +73,29 @@ async function bundle() {
     .filter((name) => !BUNDLED.has(name))
     .flatMap((name) => [name, `${name}/*`])
   const outdir = `${root}/${FAST_DIR}`
-  // Chunk names carry a content hash: old chunks would linger and be mistaken for current ones.
-  fs.rmSync(outdir, {recursive: true, force: true})
-  const result = await esbuild.build({
-    absWorkingDir: root,
-    entryPoints: {main: 'src/cli/main.ts'},
-    outdir,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    // package.json engines: node >= 20.
-    target: 'node20',
-    external,
-    chunkNames: 'chunks/[name]-[hash]',
-    metafile: true,
-    legalComments: 'none',
-    logLevel: 'warning',
-  })
-  // The lazy-loading test maps chunks back to their sources with this.
-  fs.writeFileSync(`${outdir}/meta.json`, `${JSON.stringify(result.metafile, null, 1)}\n`)
+  const staging = `${outdir}.build-${process.pid}`
+  fs.rmSync(staging, {recursive: true, force: true})
+  try {
+    const result = await esbuild.build({
+      absWorkingDir: root,
+      entryPoints: {main: 'src/cli/main.ts'},
+      outdir: staging,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      // package.json engines: node >= 20.
+      target: 'node20',
+      external,
+      chunkNames: 'chunks/[name]-[hash]',
+      metafile: true,
+      legalComments: 'none',
+      logLevel: 'warning',
+    })
+    publish(staging, outdir, result.metafile)
+  } finally {
+    fs.rmSync(staging, {recursive: true, force: true})
+  }
 }
 
 const status = tsc()
