@@ -30,7 +30,8 @@ function runStep(command: string, dir: string): string {
   const shim = `${dir}/bin`
   fs.mkdirSync(shim, {recursive: true})
   if (!fs.existsSync(`${shim}/vhost-iotlb`)) fs.symlinkSync(`${binDir}run.js`, `${shim}/vhost-iotlb`)
-  const result = spawnSync('bash', ['-c', `${command} 2>&1`], {
+  const result = spawnSync('bash', ['-c', `{ ${command}
+} 2>&1`], {
     cwd: dir,
     encoding: 'utf8',
     env: {...process.env, PATH: `${shim}:${process.env.PATH}`, VHOST_IOTLB_STATE: `${dir}/emu.json`, NO_COLOR: '1', VHOST_IOTLB_HISTORY: `${dir}/history`},

@@ -232,6 +232,24 @@ function rangeText(min: bigint, max: bigint): string {
 }
 
 export const u64Schema = (field: string) => numberSchema(field)
+
+/**
+ * `auto` (memory the tool allocates, on real devices) or a u64. Not a zod union: a union reports
+ * "Invalid input" instead of the number's own message.
+ */
+export function u64OrAutoSchema(field: string) {
+  const number = numberSchema(field)
+  return z.pipe(
+    z.string(),
+    z.transform((text: string, context): bigint | 'auto' => {
+      if (text === 'auto') return 'auto'
+      const parsed = number.safeParse(text)
+      if (parsed.success) return parsed.data
+      context.issues.push({code: 'custom', input: text, message: `${parsed.error.issues[0]!.message}, or auto`})
+      return z.NEVER
+    }),
+  )
+}
 export const sizeSchema = (field: string) => numberSchema(field, {units: true})
 
 /** Input spellings of a permission (the contract's list), to the RFC bits. */

@@ -194,6 +194,8 @@ const usage: Array<[string[], RegExp]> = [
   [['update', '--size', '4k', '--uaddr', '1'], /update: missing --iova ADDR/],
   [['update', '--iova', '0x', '--size', '1', '--uaddr', '1'], /--iova: "0x" is not a number/],
   [['update', '--iova', '1', '--size', '1', '--uaddr', '1', '--perm', 'x'], /--perm: "x" is not a permission/],
+  [['update', '--iova', '1', '--size', '1', '--uaddr', '0x7f00zz'], /--uaddr: "0x7f00zz" is not a number \(decimal or 0x hex, _ separators\), or auto/],
+  [['set-request-entry', 'nowhere'], /ADDR: "nowhere" is not a number .*, or auto/],
   [['update', '--iova', '1', '--iova', '2', '--size', '1', '--uaddr', '1'], /--iova given more than once/],
   [['update', '--iovaa', '1'], /unknown flag --iovaa \(did you mean --iova\?\)/],
   [['update', '--json=yes', '--iova', '1', '--size', '1', '--uaddr', '1'], /--json takes no value/],

@@ -1,12 +1,8 @@
-import * as z from 'zod/mini'
-
-import {numberSchema} from '../../device/entry.js'
+import {u64OrAutoSchema} from '../../device/entry.js'
 import {setRequestEntryJson} from '../../format/json.js'
 import {setRequestEntryText} from '../../format/text.js'
 import {deviceFlags} from '../common.js'
 import {defineCommand} from '../spec.js'
-
-const addressSchema = z.union([z.literal('auto'), numberSchema('ADDR')])
 
 export default defineCommand({
   id: 'set-request-entry',
@@ -23,7 +19,7 @@ export default defineCommand({
       name: 'address',
       description: 'user address of the 32-byte request buffer, or auto',
       helpValue: 'ADDR',
-      schema: addressSchema,
+      schema: u64OrAutoSchema('ADDR'),
       required: true,
     },
   ],

@@ -1,12 +1,8 @@
-import * as z from 'zod/mini'
-
-import {PERM_CHOICES, numberSchema, permSchema, sizeSchema, typeSchema, u64Schema} from '../../device/entry.js'
+import {PERM_CHOICES, permSchema, sizeSchema, typeSchema, u64OrAutoSchema, u64Schema} from '../../device/entry.js'
 import {updateJson} from '../../format/json.js'
 import {updateText} from '../../format/text.js'
 import {deviceFlags} from '../common.js'
 import {defineCommand} from '../spec.js'
-
-const uaddrSchema = z.union([z.literal('auto'), numberSchema('--uaddr')])
 
 export default defineCommand({
   id: 'update',
@@ -27,7 +23,7 @@ export default defineCommand({
       kind: 'value',
       description: 'userspace address the IOVA maps to; auto (real devices): memory the tool allocates',
       helpValue: 'ADDR',
-      schema: uaddrSchema,
+      schema: u64OrAutoSchema('--uaddr'),
     },
     perm: {
       kind: 'value',
