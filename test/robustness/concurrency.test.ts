@@ -3,14 +3,13 @@
 // Readers run alongside: the raw file, parsed as the device parses it, and `dump --json` through
 // the binary; every read must see a valid file, and no reader may see the count of written slots
 // go down (a lost update would).
-import {spawn} from 'node:child_process'
 import * as fs from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
 import t from 'tap'
 
 import {parseStateText} from '../../src/device/emulated/state.js'
-import {childEnv, run} from '../fixtures/robustness/proc.js'
+import {childEnv, run, spawnNode} from '../fixtures/robustness/proc.js'
 
 const WRITER = fileURLToPath(new URL('../fixtures/robustness/writer.mjs', import.meta.url))
 const WRITERS = 8
@@ -19,7 +18,7 @@ const BASE = 0x7f00_0000_0000n
 
 function writer(state: string, first: number, count: number): Promise<{code: number | null; stderr: string}> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, 'slots', String(first), String(count)], {
+    const child = spawnNode([WRITER, 'slots', String(first), String(count)], {
       env: childEnv({VHOST_IOTLB_STATE: state}),
       stdio: ['ignore', 'ignore', 'pipe'],
     })

@@ -4,7 +4,7 @@
 //
 // Half the kills hit a process updating in a loop (so most land mid-update: lock, load, write,
 // fsync, rename); the other half hit the real binary at a random point of its whole run.
-import {type ChildProcess, spawn} from 'node:child_process'
+import type {ChildProcess} from 'node:child_process'
 import * as fs from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
@@ -13,7 +13,7 @@ import t from 'tap'
 import type {IotlbEntry} from '../../src/device/entry.js'
 import {parseStateText} from '../../src/device/emulated/state.js'
 import {Random} from '../fixtures/robustness/gen.js'
-import {childEnv, run, seedFrom} from '../fixtures/robustness/proc.js'
+import {childEnv, run, seedFrom, spawnNode} from '../fixtures/robustness/proc.js'
 
 const WRITER = fileURLToPath(new URL('../fixtures/robustness/writer.mjs', import.meta.url))
 const BASE = 0x7f00_0000_0000n
@@ -43,7 +43,7 @@ t.test('kill -9 a looping writer 25 times', async (t) => {
   let last = -1n
   const problems: string[] = []
   for (let round = 0; round < 25; round++) {
-    const child = spawn(process.execPath, [WRITER, 'sequence', String(last + 1n)], {
+    const child = spawnNode([WRITER, 'sequence', String(last + 1n)], {
       env: childEnv({VHOST_IOTLB_STATE: state}),
       stdio: ['ignore', 'ignore', 'pipe'],
     })
