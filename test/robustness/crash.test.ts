@@ -50,7 +50,7 @@ t.test('kill -9 a looping writer 25 times', async (t) => {
     let stderr = ''
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`round ${round}: the writer never got ready: ${stderr}`)), 60_000)
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
         stderr += chunk
         if (stderr.includes('ready\n')) {
           clearTimeout(timer)

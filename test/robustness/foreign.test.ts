@@ -69,7 +69,8 @@ function check(t: Tap, label: string, ran: Awaited<ReturnType<typeof run>>, path
   t.notMatch(ran.stderr, STACK_LINE, `${label}: no stack trace: ${ran.stderr}`)
 }
 
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0]
+/** The type of a subtest's `t` (the last overload of t.test takes only the callback). */
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
 
 t.test('foreign things at the state path: named errors, left untouched', async (t) => {
   const dir = t.testdir()
@@ -113,12 +114,10 @@ function unprivileged(): {command: string[]} | {skip: string} {
   return {skip: 'running as root and neither setpriv nor runuser can run the binary as nobody'}
 }
 
-t.test('an unreadable state file, as a non-root user', async (t) => {
-  const as = unprivileged()
-  if ('skip' in as) {
-    t.skip(as.skip)
-    return
-  }
+const as = unprivileged()
+
+t.test('an unreadable state file, as a non-root user', {skip: 'skip' in as ? as.skip : false}, async (t) => {
+  if ('skip' in as) return
 
   // Under the system temp dir: the repository may sit where nobody cannot reach.
   const dir = fs.mkdtempSync(`${os.tmpdir()}/vhost-iotlb-unreadable-`)
