@@ -200,21 +200,26 @@ export async function runScript(options: ScriptOptions): Promise<ScriptEnd> {
   }
 
   let ended = false
-  outer: for await (const chunk of options.input) {
-    let text = carry === '' ? chunk : carry + chunk
-    if (lineNo === 0 && carry === '' && text.charCodeAt(0) === 0xfeff) text = text.slice(1)
-    let start = 0
-    for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
-      if (stop?.requested) break outer
-      const line = text.slice(start, nl)
-      start = nl + 1
-      if (await step(line)) {
-        ended = true
-        break outer
+  try {
+    outer: for await (const chunk of options.input) {
+      let text = carry === '' ? chunk : carry + chunk
+      if (lineNo === 0 && carry === '' && text.charCodeAt(0) === 0xfeff) text = text.slice(1)
+      let start = 0
+      for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
+        if (stop?.requested) break outer
+        const line = text.slice(start, nl)
+        start = nl + 1
+        if (await step(line)) {
+          ended = true
+          break outer
+        }
       }
-    }
 
-    carry = start === 0 ? text : text.slice(start)
+      carry = start === 0 ? text : text.slice(start)
+    }
+  } catch (error) {
+    // A stop while waiting for input destroys the input (runBatch): an end, not a failure.
+    if (!stop?.requested || (error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error
   }
 
   // A last line without a newline is still a line.
@@ -284,6 +289,8 @@ export async function runBatch(input: BatchInput, context: Context): Promise<Res
   const onSigint = () => {
     if (stop.requested) process.exit(130)
     stop.requested = true
+    // A script waiting for input (a pipe, a FIFO) would otherwise see the stop only when another line came.
+    ;(script.input as {destroy?: () => void}).destroy?.()
   }
 
   process.on('SIGINT', onSigint)
