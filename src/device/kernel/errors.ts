@@ -86,3 +86,74 @@ export class SyscallError extends DeviceError {
 export function isErrno(err: unknown, code: string): err is SyscallError {
   return err instanceof SyscallError && err.code === code
 }
+
+// ---------------------------------------------------------------------------------------------
+// What opening a real device can run into, each with its own name so scripts and tests can tell
+// them apart by class as well as by code. All are DeviceErrors: exit code 1, no stack trace.
+// ---------------------------------------------------------------------------------------------
+
+/** open() said ENOENT (or ENXIO/ENODEV: a node whose driver is gone): no device there. */
+export class NoSuchDeviceError extends DeviceError {
+  constructor(path: string, errno = 'ENOENT', options?: {cause?: unknown}) {
+    super(
+      `open ${path}`,
+      errno,
+      'no such device: nothing answers at this path; vhost devices appear once their module is loaded: modprobe vhost_net, vhost_vsock or vhost_vdpa',
+      options,
+    )
+  }
+}
+
+/** open() said EACCES or EPERM: vhost devices are root's (mode 0600) unless an fd is handed over. */
+export class DevicePermissionError extends DeviceError {
+  constructor(path: string, errno: string, options?: {cause?: unknown}) {
+    super(
+      `open ${path}`,
+      errno,
+      'permission denied: vhost devices need root, or a file descriptor granted by a process that may open them, passed as --device /dev/fd/N',
+      options,
+    )
+  }
+}
+
+/** VHOST_SET_OWNER or VHOST_GET_FEATURES said ENOTTY (or the path is not a device at all). */
+export class NotVhostError extends DeviceError {
+  constructor(path: string, call: string, errno = 'ENOTTY', options?: {cause?: unknown}) {
+    super(call, errno, `${path} is not a vhost device: it does not answer the vhost ioctls`, options)
+  }
+}
+
+/** VHOST_SET_OWNER said EBUSY: this open file already has an owner. */
+export class OwnerBusyError extends DeviceError {
+  constructor(path: string, options?: {cause?: unknown}) {
+    super(
+      'VHOST_SET_OWNER',
+      'EBUSY',
+      `owner already set: another process (or an earlier command) took ownership of ${path} through this open file; a vhost device has one owner per open, so open the device afresh or run the commands in one repl or batch session`,
+      options,
+    )
+  }
+}
+
+/** The device offers neither VIRTIO_F_ACCESS_PLATFORM nor VHOST_F_DEVICE_IOTLB and has no RFC ioctls. */
+export class NoIotlbError extends DeviceError {
+  constructor(path: string, features: bigint, options?: {cause?: unknown}) {
+    super(
+      'VHOST_SET_FEATURES',
+      'EOPNOTSUPP',
+      `no device IOTLB: ${path} offers features 0x${features.toString(16)}, with neither VIRTIO_F_ACCESS_PLATFORM (bit 33) nor VHOST_F_DEVICE_IOTLB (bit 63), and the kernel has no RFC ioctls`,
+      options,
+    )
+  }
+}
+
+/** An RFC ioctl asked of a kernel that speaks only the upstream message protocol. */
+export class NoRfcIoctlsError extends DeviceError {
+  constructor(call: string, what: string) {
+    super(
+      call,
+      'ENOTTY',
+      `this kernel does not implement the RFC ioctls; upstream vhost has no ${what}: it queues each miss as a message that userspace read()s from the device fd itself. Use \`vhost-iotlb listen\` (or \`exercise\`) on this device to see and answer misses`,
+    )
+  }
+}

@@ -22,8 +22,14 @@ export {SyscallError} from './errors.js'
 export const O_RDONLY = 0o0
 export const O_WRONLY = 0o1
 export const O_RDWR = 0o2
+export const O_NOCTTY = 0o400
 export const O_NONBLOCK = 0o4000
 export const O_CLOEXEC = 0o2000000
+
+/** fcntl(2) commands (x86-64). */
+export const F_GETFL = 3
+export const F_SETFL = 4
+export const F_DUPFD_CLOEXEC = 1030
 
 export const POLLIN = 0x001
 export const POLLPRI = 0x002
@@ -49,6 +55,7 @@ const c = {
   open: libc.func('int open(const char *path, int flags, ...)'),
   close: libc.func('int close(int fd)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   read: libc.func('intptr_t read(int fd, void *buf, size_t count)'),
   write: libc.func('intptr_t write(int fd, void *buf, size_t count)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
@@ -110,6 +117,15 @@ export function ioctlInt(fd: number, request: number, value: number, name: strin
   checkFd(fd)
   if (!Number.isSafeInteger(value)) throw new RangeError(`ioctl integer argument ${value} is not a safe integer`)
   return syscall('ioctl', name, () => c.ioctl(fd, request, 'intptr_t', value) as number)
+}
+
+/**
+ * fcntl(2) with an int argument (F_GETFL, F_SETFL, F_DUPFD_CLOEXEC). Used on file descriptors
+ * another process granted: duplicated so the tool owns its copy, and switched to O_NONBLOCK.
+ */
+export function fcntl(fd: number, cmd: number, arg = 0, name = 'fcntl'): number {
+  checkFd(fd)
+  return syscall('fcntl', name, () => c.fcntl(fd, cmd, 'int', arg) as number)
 }
 
 /** read(2) into `buf`; returns the byte count. A non-blocking fd with nothing to read throws EAGAIN. */
