@@ -71,10 +71,14 @@ export interface IovSegment {
   len: bigint
 }
 
+/**
+ * `shadow`: worked out from the tool's record of what it wrote to a real device, which the kernel
+ * cannot be asked about; a shadow miss means the kernel would post a MISS, not that it did.
+ */
 export type TranslateResult =
-  | {status: 'ok'; iova: bigint; len: bigint; iov: IovSegment[]; warnings?: Warning[]}
-  | {status: 'miss'; iova: bigint; request: IotlbEntry; request_bytes: Uint8Array; warnings?: Warning[]}
-  | {status: 'fault'; errno: string; reason: string; warnings?: Warning[]}
+  | {status: 'ok'; iova: bigint; len: bigint; iov: IovSegment[]; shadow?: boolean; warnings?: Warning[]}
+  | {status: 'miss'; iova: bigint; request: IotlbEntry; request_bytes: Uint8Array; shadow?: boolean; warnings?: Warning[]}
+  | {status: 'fault'; errno: string; reason: string; shadow?: boolean; warnings?: Warning[]}
 
 /**
  * Called when a translation misses and the request has been posted. Resolve true once an UPDATE
@@ -113,7 +117,11 @@ export interface DumpResult {
 }
 
 export interface ResetResult {
-  model: ModelName
+  /** Emulated: the arithmetic chosen; real devices: the protocol, which a reset cannot change. */
+  model: ModelName | string
+  /** Real devices: how many mappings this tool made were invalidated (the kernel has no reset). */
+  invalidated?: number
+  warnings?: Warning[]
 }
 
 /** What a device supports, as far as it can be asked. */
@@ -168,6 +176,50 @@ export interface ListenResult {
   stopped: 'count' | 'signal'
 }
 
+/** The virtqueue `exercise` set up on a real vhost-net device to make the kernel miss. */
+export interface ExerciseSetup {
+  queue: number
+  /** Ring entries (VHOST_SET_VRING_NUM). */
+  num: number
+  /** The ring addresses given to VHOST_SET_VRING_ADDR: IOVAs, translated through the IOTLB. */
+  desc: bigint
+  avail: bigint
+  used: bigint
+  /** The tap interface the kernel created for the backend. */
+  tap: string
+  /** The UPDATE that mapped the used ring before the backend was attached. */
+  used_mapped: UpdateResult
+}
+
+export interface ExerciseOptions {
+  signal: AbortSignal
+  /** Called once the queue is set up and kicked, before the first miss is read. */
+  onSetup?(setup: ExerciseSetup): void | Promise<void>
+  /** Answers a miss (an UPDATE through this device), or returns undefined to leave it. */
+  answer?(event: IotlbEvent): Promise<UpdateResult | undefined>
+  /** Used when `answer` is absent: the REPL asks a person, who answers with an `update` line. */
+  onMiss?: MissHandler
+  /** Called for each event, in order, after it was answered (or not). */
+  onEvent(event: IotlbEvent, answer: UpdateResult | undefined): void | Promise<void>
+  /** Stop after this many misses; 0 sets up and kicks but reads nothing. */
+  count?: number
+  /** After an answer, how long the kernel may stay silent before it counts as quiet. */
+  quietMs?: number
+}
+
+export interface ExerciseResult {
+  setup: ExerciseSetup
+  events: number
+  answered: number
+  /**
+   * `quiet`: no further message came; `count`: --count reached; `unanswered`: a miss was left
+   * without an answer, so the kernel waits; `signal`: interrupted.
+   */
+  stopped: 'quiet' | 'count' | 'unanswered' | 'signal'
+  /** How long the kernel had been silent when the run ended as quiet. */
+  quiet_ms?: number
+}
+
 export interface IotlbDevice {
   readonly info: DeviceInfo
   /** VHOST_SET_IOTLB_FD; -1 clears; 'auto': an eventfd the tool creates and owns (real devices). */
@@ -186,6 +238,11 @@ export interface IotlbDevice {
   probe(): Promise<ProbeResult>
   /** Reports (and with `answer`, answers) each request the device posts until stopped. */
   listen(options: ListenOptions): Promise<ListenResult>
+  /**
+   * Sets up a virtqueue whose rings the IOTLB cannot translate yet, kicks it, and reports (and
+   * answers) the misses the kernel posts. Real vhost-net devices only; others refuse.
+   */
+  exercise?(options: ExerciseOptions): Promise<ExerciseResult>
   /** Makes what succeeded durable (state file) without closing. */
   flush(): Promise<void>
   close(): Promise<void>

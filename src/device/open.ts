@@ -29,8 +29,13 @@ export async function openDevice(spec: string, options: OpenOptions = {}): Promi
       return EmulatedDevice.open(target.path, spec, {hold: options.hold})
     }
 
+    case 'kernel': {
+      // Behind a dynamic import: the FFI (koffi) loads only for real devices.
+      return (await import('./kernel/device.js')).KernelDevice.open(target.path, spec, {env: options.env})
+    }
+
     default: {
-      throw new DeviceError('open', 'ENODEV', `${spec}: real devices are not wired up yet`)
+      throw new DeviceError('open', 'ENODEV', `${spec}: no backend for this kind of device`)
     }
   }
 }

@@ -71,6 +71,12 @@ export function invalidateJson(result: InvalidateResult) {
 }
 
 export function translateJson(result: TranslateResult) {
+  const body = translateBody(result)
+  // A real device's translation comes from the tool's shadow, never from the kernel.
+  return result.shadow ? {...body, shadow: true} : body
+}
+
+function translateBody(result: TranslateResult) {
   switch (result.status) {
     case 'ok': {
       return withWarnings(

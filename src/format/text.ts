@@ -58,6 +58,7 @@ export function invalidateText(result: InvalidateResult, iova: bigint): string[]
 }
 
 export function translateText(result: TranslateResult): string[] {
+  if (result.shadow) return shadowTranslateText(result)
   switch (result.status) {
     case 'ok': {
       const lines = [`${hex(result.iova)} len ${hex(result.len)}: ${result.iov.length} iov`]
@@ -78,6 +79,32 @@ export function translateText(result: TranslateResult): string[] {
 
     case 'fault': {
       return [`fault: ${result.errno} (${result.reason})`]
+    }
+  }
+}
+
+/** A real device's translation, worked out from the shadow: it never claims the kernel did anything. */
+function shadowTranslateText(result: TranslateResult): string[] {
+  const source = 'shadow of what this tool wrote (the kernel cannot be read back)'
+  switch (result.status) {
+    case 'ok': {
+      const lines = [`${hex(result.iova)} len ${hex(result.len)}: ${result.iov.length} iov, from the ${source}`]
+      for (const [i, seg] of result.iov.entries()) {
+        lines.push(`  iov[${i}] iova ${hex(seg.iova)} -> uaddr ${hex(seg.userspace_addr)} len ${hex(seg.len)}`)
+      }
+
+      return lines
+    }
+
+    case 'miss': {
+      return [
+        `miss at ${hex(result.iova)} in the ${source}: no range this tool wrote covers it`,
+        `  the kernel would post a MISS for ${hex(result.iova)} when the device touches it; nothing was posted`,
+      ]
+    }
+
+    case 'fault': {
+      return [`fault: ${result.errno} (${result.reason}), from the ${source}`]
     }
   }
 }

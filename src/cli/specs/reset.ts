@@ -2,7 +2,7 @@ import * as z from 'zod/mini'
 
 import {MODELS, showInput} from '../../device/entry.js'
 import {deviceFlags} from '../common.js'
-import {defineCommand} from '../spec.js'
+import {type Result, defineCommand} from '../spec.js'
 
 const modelSchema = z.string().check(
   z.refine((text) => (MODELS as readonly string[]).includes(text), {
@@ -24,6 +24,17 @@ export default defineCommand({
   async run({flags}, context) {
     const device = await context.device(flags.device)
     const result = await device.reset(flags.model)
-    return {json: {model: result.model}, text: () => [`fresh device, model ${result.model}`]}
+    if (result.invalidated === undefined) {
+      const fresh: Result = {json: {model: result.model}, text: () => [`fresh device, model ${result.model}`]}
+      return fresh
+    }
+
+    // A real device has no reset: say what was done instead.
+    const n = result.invalidated
+    return {
+      json: {model: result.model, invalidated: n},
+      text: () => [`${n} mapping${n === 1 ? '' : 's'} this tool made invalidated; a real device cannot be reset otherwise (model ${result.model})`],
+      warnings: result.warnings,
+    }
   },
 })

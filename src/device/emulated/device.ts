@@ -16,6 +16,7 @@ import type {
   DeviceInfo,
   DumpOptions,
   DumpResult,
+  ExerciseResult,
   InvalidateRequest,
   InvalidateResult,
   IotlbDevice,
@@ -312,6 +313,10 @@ export class EmulatedDevice implements IotlbDevice {
     }
 
     return {events, answered, stopped: 'signal'}
+  }
+
+  async exercise(): Promise<ExerciseResult> {
+    throw new DeviceError('exercise', 'EOPNOTSUPP', 'the emulated RFC device has no virtqueue to kick; use translate')
   }
 
   async flush(): Promise<void> {
