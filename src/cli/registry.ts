@@ -17,6 +17,7 @@ export const COMMANDS: Readonly<Record<string, Loader>> = {
   reset: () => import('./specs/reset.js'),
   probe: () => import('./specs/probe.js'),
   listen: () => import('./specs/listen.js'),
+  exercise: () => import('./specs/exercise.js'),
   batch: () => import('./specs/batch.js'),
   repl: () => import('./specs/repl.js'),
 }
