@@ -1,9 +1,12 @@
 // The real vhost-net device, in a QEMU guest booted once for this whole file (see
 // test/fixtures/kernel/qemu.ts). Without QEMU and a kernel this prints one SKIP line, unless
 // CI=true or VHOST_IOTLB_REQUIRE_KERNEL=1, where a missing kernel is a failure.
+// The cli probe runs bin/run.js, i.e. the last `npm run build` (npm test builds first).
 import t from 'tap'
 import {NEEDED_PACKAGES, findPrerequisites, guestNode, runInGuest} from '../fixtures/kernel/qemu.js'
 import type {Outcome} from '../fixtures/kernel/guest/record.js'
+import type {CliRun} from '../fixtures/kernel/guest/cli.js'
+import {cliTests} from '../fixtures/kernel/cli-assertions.js'
 
 const required = process.env.CI === 'true' || process.env.VHOST_IOTLB_REQUIRE_KERNEL === '1'
 const pre = findPrerequisites()
@@ -16,7 +19,7 @@ if (!pre.ok) {
   // One boot under TCG takes 15-40 s depending on host load; tap's default is 30 s per file.
   t.setTimeout(10 * 60_000)
   const run = await runInGuest(pre.found, {
-    script: guestNode('test/fixtures/kernel/guest/main.ts', ['smoke', 'miss']),
+    script: guestNode('test/fixtures/kernel/guest/main.ts', ['smoke', 'miss', 'cli']),
     timeoutMs: 8 * 60_000,
   })
   const s = (ms?: number): string => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)}s`)
@@ -129,4 +132,14 @@ if (!pre.ok) {
     t.equal(misses.length, 2, 'no more misses once the rings are mapped')
     t.equal(code('mapped.readAfter'), 'EAGAIN', 'the queue is empty afterwards')
   })
+
+  const cli = probes.get('cli')
+  const runs: Record<string, CliRun> = {}
+  for (const [name, r] of Object.entries(cli?.observations ?? {})) if (r.ok && typeof r.value === 'object') runs[name] = r.value as CliRun
+  if (!cli?.observations) t.fail('no cli observations', {error: cli?.error, ...diagnostics})
+  else {
+    const slowest = Object.entries(runs).sort((a, b) => b[1].ms - a[1].ms)[0]
+    t.comment(`cli: ${Object.keys(runs).length} runs of the binary in ${s(cli.ms)}, slowest ${slowest?.[0]} ${s(slowest?.[1].ms)}`)
+    cliTests(t, runs)
+  }
 }
