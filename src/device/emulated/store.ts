@@ -7,7 +7,6 @@
  * behind; the next process sees the holder is gone and breaks the lock by renaming it aside
  * first, so that two processes breaking the same stale lock cannot both win.
  */
-import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs'
 import {dirname} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -23,6 +22,18 @@ export function defaultStatePath(env: NodeJS.ProcessEnv = process.env): string {
   if (env.VHOST_IOTLB_STATE) return env.VHOST_IOTLB_STATE
   const base = env.XDG_STATE_HOME || `${env.HOME || '/root'}/.local/state`
   return `${base}/vhost-iotlb/emu.json`
+}
+
+let uniqueCount = 0
+
+/**
+ * A name part that no other process, and no earlier call, uses: pid, time, a counter and a
+ * little randomness. Not crypto's randomBytes: loading node:crypto cost every one-shot command
+ * about 5 ms of start-up (the crypto binding and streams), and these names need to be unique,
+ * not secret.
+ */
+function unique(): string {
+  return `${process.pid}-${Date.now().toString(36)}-${(uniqueCount++).toString(36)}${Math.random().toString(36).slice(2, 8)}`
 }
 
 /** What a load saw, so a later load can skip parsing an unchanged file. */
@@ -101,7 +112,7 @@ export function saveState(path: string, state: ModelState, previous: Snapshot | 
     throw fsError(path, error, 'create its directory')
   }
 
-  const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
+  const temp = `${path}.tmp-${unique()}`
   try {
     const fd = fs.openSync(temp, 'wx', 0o644)
     try {
@@ -165,7 +176,7 @@ export class StateLock {
   /** Takes the lock for `statePath`, waiting up to `timeoutMs` for a live holder. */
   static async acquire(statePath: string, timeoutMs = DEFAULT_LOCK_TIMEOUT_MS): Promise<StateLock> {
     const path = `${statePath}.lock`
-    const token = `${process.pid} ${startTime(process.pid)} ${randomBytes(6).toString('hex')}`
+    const token = `${process.pid} ${startTime(process.pid)} ${unique()}`
     const began = Date.now()
     let delay = 1
     let madeDirectory = false
@@ -220,7 +231,7 @@ export class StateLock {
  * break a live holder's lock (found by the concurrency test: updates failed with ELOCKLOST).
  */
 function createLock(path: string, token: string): void {
-  const temp = `${path}.new-${process.pid}-${randomBytes(4).toString('hex')}`
+  const temp = `${path}.new-${unique()}`
   fs.writeFileSync(temp, token, {flag: 'wx', mode: 0o644})
   try {
     fs.linkSync(temp, path)
@@ -240,7 +251,7 @@ function createLock(path: string, token: string): void {
  * back with link(), which fails rather than clobber a third process's lock.
  */
 function breakStale(path: string, staleToken: string): void {
-  const aside = `${path}.stale-${process.pid}-${randomBytes(4).toString('hex')}`
+  const aside = `${path}.stale-${unique()}`
   try {
     fs.renameSync(path, aside)
   } catch {
