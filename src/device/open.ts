@@ -29,6 +29,11 @@ export async function openDevice(spec: string, options: OpenOptions = {}): Promi
       return EmulatedDevice.open(target.path, spec, {hold: options.hold})
     }
 
+    case 'remote': {
+      // A connection, not the device: closing it leaves the holder's device open.
+      return (await import('./remote/client.js')).RemoteDevice.connect(target.socket, spec)
+    }
+
     case 'kernel': {
       // Behind a dynamic import: the FFI (koffi) loads only for real devices.
       return (await import('./kernel/device.js')).KernelDevice.open(target.path, spec, {env: options.env})
