@@ -20,6 +20,7 @@ export const COMMANDS: Readonly<Record<string, Loader>> = {
   exercise: () => import('./specs/exercise.js'),
   batch: () => import('./specs/batch.js'),
   repl: () => import('./specs/repl.js'),
+  hold: () => import('./specs/hold.js'),
 }
 
 export function isCommand(id: string): boolean {
