@@ -7,7 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import t, {type Test} from 'tap'
 
-import type {IotlbDevice, UpdateRequest} from '../../src/device/device.js'
+import type {ExerciseOptions, ExerciseResult, IotlbDevice, UpdateRequest, UpdateResult} from '../../src/device/device.js'
 import {EmulatedDevice} from '../../src/device/emulated/device.js'
 import {VHOST_IOTLB_UPDATE} from '../../src/device/entry.js'
 import {DeviceError} from '../../src/device/errors.js'
@@ -394,8 +394,8 @@ t.test('exercise streams its setup, events and misses through the holder', async
   }
   // A device that plays the kernel: two misses, each answered by whoever the options say.
   const f = await served(t, (device) => {
-    const wrapped = Object.create(device) as EmulatedDevice
-    wrapped.exercise = async (options) => {
+    const wrapped = Object.create(device) as IotlbDevice
+    wrapped.exercise = async (options: ExerciseOptions): Promise<ExerciseResult> => {
       await options.onSetup?.(setup)
       let events = 0
       let answered = 0
@@ -403,7 +403,7 @@ t.test('exercise streams its setup, events and misses through the holder', async
         if (options.signal.aborted) return {setup, events, answered, stopped: 'signal'}
         const event = {type: 'miss' as const, iova, perm: 1, raw: Uint8Array.from([1, 2, 3])}
         events += 1
-        let answer
+        let answer: UpdateResult | undefined
         let done = false
         if (options.answer) {
           answer = await options.answer(event)
