@@ -13,6 +13,8 @@ interface Case {
   argv: string[]
   setup?: Setup
   env?: NodeJS.ProcessEnv
+  /** Standard input (batch -, a piped REPL). */
+  input?: string
   /** The exit code both paths must give, so a case cannot pass by failing alike. */
   code: number
 }
@@ -78,6 +80,12 @@ const CASES: Case[] = [
   {argv: ['nosuch'], code: 2},
   {argv: ['nosuch', '--json'], code: 2},
   {argv: ['update', '--iova', '0xé', '--size', '1', '--uaddr', '\u{1F600}'], code: 2},
+  // scripts on stdin, and probe
+  {argv: ['batch', '-', '--json'], input: `${MAP.join(' ')}\ntranslate 0x1010 --len 16\ndump --slot 1\n`, code: 0},
+  {argv: ['batch', '-'], input: 'set-fd 5\n# a comment\nbogus --json\nset-fd 6\n', code: 2},
+  {argv: ['batch', '-', '--force', '--json'], input: 'set-fd 5\nset-request-entry 0x7fffffffefe1\nset-fd 6\n', code: 1},
+  {argv: ['repl'], input: 'set-fd 5\ndump --slot 1 --json\nupdate --iova 1\n', setup: 'mapped', code: 2},
+  {argv: ['probe', '--json'], setup: 'mapped', code: 0},
 ]
 
 /** Builds the state a case starts from, once per kind, with the fast path. */
@@ -102,7 +110,7 @@ async function runIn(dir: string, c: Case, template: string | undefined, oclif: 
   const state = `${dir}/emu.json`
   if (template) fs.copyFileSync(template, state)
   const env = {...c.env, VHOST_IOTLB_OCLIF: oclif ? '1' : undefined}
-  const run = await runCli(c.argv, {state, env})
+  const run = await runCli(c.argv, {state, env, input: c.input})
   // Each path has its own directory: messages that name the state file differ only by it.
   const same = (text: string) => text.replaceAll(dir, '<dir>')
   return {code: run.code, stdout: same(run.stdout), stderr: same(run.stderr), state: fs.existsSync(state) ? fs.readFileSync(state, 'utf8') : null}
