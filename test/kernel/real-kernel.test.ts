@@ -6,7 +6,8 @@ import t from 'tap'
 import {NEEDED_PACKAGES, findPrerequisites, guestNode, runInGuest} from '../fixtures/kernel/qemu.js'
 import type {Outcome} from '../fixtures/kernel/guest/record.js'
 import type {CliRun} from '../fixtures/kernel/guest/cli.js'
-import {cliTests} from '../fixtures/kernel/cli-assertions.js'
+import {cliTests, holdTests} from '../fixtures/kernel/cli-assertions.js'
+import type {HoldTranscript} from '../fixtures/remote/kernel-scenario.js'
 
 const required = process.env.CI === 'true' || process.env.VHOST_IOTLB_REQUIRE_KERNEL === '1'
 const pre = findPrerequisites()
@@ -135,11 +136,21 @@ if (!pre.ok) {
 
   const cli = probes.get('cli')
   const runs: Record<string, CliRun> = {}
-  for (const [name, r] of Object.entries(cli?.observations ?? {})) if (r.ok && typeof r.value === 'object') runs[name] = r.value as CliRun
+  const holds: Record<string, HoldTranscript> = {}
+  const threw: Record<string, string> = {}
+  for (const [name, r] of Object.entries(cli?.observations ?? {})) {
+    if (!r.ok) threw[name] = r.error.message
+    if (!r.ok || typeof r.value !== 'object' || r.value === null) continue
+    // The hold sessions (kernel-scenario.ts's transcripts) ride along with the single runs.
+    if ('steps' in r.value) holds[name] = r.value as HoldTranscript
+    else runs[name] = r.value as CliRun
+  }
   if (!cli?.observations) t.fail('no cli observations', {error: cli?.error, ...diagnostics})
   else {
     const slowest = Object.entries(runs).sort((a, b) => b[1].ms - a[1].ms)[0]
-    t.comment(`cli: ${Object.keys(runs).length} runs of the binary in ${s(cli.ms)}, slowest ${slowest?.[0]} ${s(slowest?.[1].ms)}`)
+    const held = Object.entries(holds).map(([name, h]) => `${name} ${s(h.ms)} (holder ready ${s(h.readyMs)}, ${h.steps.length} steps)`)
+    t.comment(`cli: ${Object.keys(runs).length} runs of the binary in ${s(cli.ms)}, slowest ${slowest?.[0]} ${s(slowest?.[1].ms)}; hold: ${held.join(', ')}`)
     cliTests(t, runs)
+    holdTests(t, holds, threw)
   }
 }
