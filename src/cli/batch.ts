@@ -31,8 +31,8 @@ export type OutputMode =
   /** As the one-shot command would print it, the line's own --json included (piped REPL). */
   | 'oneshot'
 
-/** Commands that run scripts themselves and cannot be a line of one. */
-const NESTED = new Set(['batch', 'repl'])
+/** Commands that run scripts themselves, or serve until a signal, and cannot be a line of one. */
+const NESTED = new Set(['batch', 'repl', 'hold'])
 
 /** stdout in blocks: one write per 64 KiB instead of one per line. Errors flush it first to keep order. */
 export class BufferedIo implements Io {
@@ -126,6 +126,8 @@ function show(outcome: Outcome, line: number, options: ScriptOptions): Promise<v
   }
 
   if (mode === 'oneshot') return render(outcome, io).then(() => finish(outcome, line, options))
+  // listen and exercise printed their events (and summary) as they ran.
+  if (result?.streamed && mode === 'text') return finish(outcome, line, options)
   if (result?.warnings) for (const w of result.warnings) io.err(`${options.name}:${line}: warning: ${w.message} [${w.code}]\n`)
   if (mode === 'ndjson') {
     io.out(`${JSON.stringify({line, command: outcome.argv, result: result?.json ?? null, exit: outcome.exitCode})}\n`)
@@ -152,7 +154,7 @@ function finish(outcome: Outcome, line: number, options: ScriptOptions): void {
  * Runs one line of a script or the REPL: split, then a builtin or the dispatcher. Returns the
  * outcome, `exit`, or undefined for a blank line, a comment or a builtin that printed itself.
  */
-export async function runLine(text: string, session: Session, builtin?: Builtin): Promise<Outcome | 'exit' | undefined> {
+export async function runLine(text: string, session: Session, builtin?: Builtin, json = false): Promise<Outcome | 'exit' | undefined> {
   let argv: string[]
   try {
     argv = splitWords(text)
@@ -171,6 +173,9 @@ export async function runLine(text: string, session: Session, builtin?: Builtin)
     return errorOutcome(argv, new UsageError(`${argv[0]}: cannot run inside batch or the REPL; run its lines here instead`), session.env)
   }
 
+  // In NDJSON mode a command that streams (listen, exercise) must stream JSON too; the record
+  // still shows the line as written.
+  if (json && !argv.includes('--json')) return {...(await dispatch([argv[0]!, '--json', ...argv.slice(1)], session)), argv}
   return dispatch(argv, session)
 }
 
@@ -185,7 +190,7 @@ export async function runScript(options: ScriptOptions): Promise<ScriptEnd> {
   // Returns true when the script must stop after this line.
   const step = async (text: string): Promise<boolean> => {
     lineNo++
-    const outcome = await runLine(text, options.session, options.builtin)
+    const outcome = await runLine(text, options.session, options.builtin, options.mode === 'ndjson')
     if (outcome === 'exit') return true
     if (outcome === undefined) return false
     const printing = show(outcome, lineNo, options)

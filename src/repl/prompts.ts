@@ -52,7 +52,12 @@ export function terminalInteraction(options: PromptsOptions): Interaction {
   async function askMiss(request: IotlbEntry): Promise<MissAnswer | undefined> {
     const {confirm, input} = await import('@inquirer/prompts')
     const page = hex(request.iova)
-    io.out(`miss at ${page}: the device wrote a request to the request entry, signalled the eventfd and waits for an UPDATE\n`)
+    const emulated = options.deviceKind() === 'emulated'
+    io.out(
+      emulated
+        ? `miss at ${page}: the device wrote a request to the request entry, signalled the eventfd and waits for an UPDATE\n`
+        : `miss at ${page}: the kernel posted a MISS and waits for an UPDATE\n`,
+    )
     if (!(await confirm({message: `Answer the miss at ${page} as userspace would (VHOST_UPDATE_IOTLB)?`, default: true}, streams))) {
       return undefined
     }
@@ -60,8 +65,12 @@ export function terminalInteraction(options: PromptsOptions): Interaction {
     // The RFC's request carries stale or zero perm bits; offer them only when they name a permission.
     const asked = permName(request.perm)
     const perm = asked !== 'none' && PERM_CHOICES.includes(asked) ? asked : 'rw'
+    // A real device is answered with memory the tool allocates: a typed address would need
+    // --unsafe-uaddr, and the kernel would write wherever it points.
     return {
-      uaddr: (await input({message: `userspace_addr for iova ${page}`, validate: check(numberSchema('userspace_addr'))}, streams)).trim(),
+      uaddr: emulated
+        ? (await input({message: `userspace_addr for iova ${page}`, validate: check(numberSchema('userspace_addr'))}, streams)).trim()
+        : 'auto',
       size: (await input({message: 'size', default: '4k', validate: check(sizeSchema('size'))}, streams)).trim(),
       perm: (await input({message: 'perm', default: perm, validate: check(permSchema('perm'))}, streams)).trim(),
     }

@@ -36,8 +36,8 @@ async function armed(t: Test) {
 
 t.test('listen --map answers misses posted by translate in other processes', async (t) => {
   const {dir, state} = await armed(t)
+  // A miss posted before the listener is up is reported when it starts, so no start-up wait.
   const listener = startListen(['--map', `${dir}/map.txt`, '--count', '3', '--json'], state)
-  await sleep(300)
   const first = await runCli(['translate', '0x100010'], {state})
   t.equal(first.code, 3, 'the one-shot translate reports its miss')
   await until(() => listener.out().split('\n').length > 1, 'the first answer')
@@ -70,15 +70,17 @@ t.test('a miss outstanding when listen starts is reported first', async (t) => {
 
 t.test('SIGINT stops listen promptly with 130 and a summary', async (t) => {
   const {state} = await armed(t)
+  t.equal((await runCli(['translate', '0x5000'], {state})).code, 3)
   const before = fs.readFileSync(state)
   const listener = startListen([], state)
-  await sleep(400)
+  // Its first line proves the listener is past start-up, with its SIGINT handler in place.
+  await until(() => listener.out() !== '', 'the listener to report the outstanding miss')
   const sent = Date.now()
   listener.child.kill('SIGINT')
   t.equal(await listener.done, 130)
   t.ok(Date.now() - sent < 2000, 'within 2 s')
-  t.equal(listener.err(), '0 events, 0 answered (interrupted)\n')
-  t.same(fs.readFileSync(state), before, 'listening alone writes nothing')
+  t.equal(listener.err(), '1 event, 0 answered (interrupted)\n')
+  t.same(fs.readFileSync(state), before, 'listening without answering writes nothing')
 })
 
 t.test('a bad map file is a usage error naming the line', async (t) => {

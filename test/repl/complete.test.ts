@@ -13,7 +13,8 @@ t.test('command names, and the shell words, at the start of a line', async (t) =
   t.same(complete('upd'), [['update '], 'upd'])
   t.same(complete('set-'), [['set-fd', 'set-request-entry'], 'set-'])
   t.same(complete('he'), [['help '], 'he'])
-  t.same(complete('ex'), [['exit '], 'ex'])
+  t.same(complete('ex'), [['exercise', 'exit'], 'ex'])
+  t.same(complete('exi'), [['exit '], 'exi'])
   t.same(complete('zzz'), [[], 'zzz'])
   const all = complete('')[0]
   for (const id of ['dump', 'update', 'translate', 'help', 'exit']) t.ok(all.includes(id), id)
@@ -44,7 +45,8 @@ t.test('perm, type and model values, after the flag or after =', async (t) => {
 
 t.test('help COMMAND completes command names only', async (t) => {
   t.same(complete('help tr'), [['translate '], 'tr'])
-  t.same(complete('help ex'), [[], 'ex'])
+  t.same(complete('help ex'), [['exercise '], 'ex'], 'exercise, but not the shell word exit')
+  t.same(complete('help zz'), [[], 'zz'])
   t.same(complete('help dump '), [[], ''])
 })
 
