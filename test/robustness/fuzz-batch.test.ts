@@ -25,6 +25,10 @@ import {parseStateText, serializeState} from '../../src/device/emulated/state.js
 import {FUZZ_COMMANDS, Random, type Safe, batchLine} from '../fixtures/robustness/gen.js'
 import {STACK_LINE, sameBytes, seedFrom, snapshot} from '../fixtures/robustness/proc.js'
 
+// Generated device specs include relative paths (emu:\\0 and the like): keep what they create
+// out of the checkout by working in this test's own directory.
+process.chdir(t.testdir())
+
 const SEED = seedFrom()
 const LINES = Number(process.env.VHOST_IOTLB_FUZZ_LINES || 10_000)
 

@@ -21,6 +21,10 @@ import {parseStateText} from '../../src/device/emulated/state.js'
 import {FUZZ_COMMANDS, Random, type Safe, argvVector, deviceSpecs} from '../fixtures/robustness/gen.js'
 import {STACK_LINE, pool, run, sameBytes, seedFrom, snapshot} from '../fixtures/robustness/proc.js'
 
+// Generated device specs include relative paths (emu:\\0 and the like): keep what they create
+// out of the checkout by working in this test's own directory.
+process.chdir(t.testdir())
+
 const SEED = seedFrom()
 const COUNT = Number(process.env.VHOST_IOTLB_FUZZ_COUNT || 10_000)
 const SPAWNED = Number(process.env.VHOST_IOTLB_FUZZ_SPAWNED || 200)
