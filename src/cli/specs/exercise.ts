@@ -1,31 +1,13 @@
-import {readFile} from 'node:fs/promises'
-
-import * as z from 'zod/mini'
-
 import type {ExerciseResult, ExerciseSetup} from '../../device/device.js'
-import {VHOST_IOTLB_UPDATE, numberSchema, showInput} from '../../device/entry.js'
-import {DeviceError, UsageError} from '../../device/errors.js'
-import {type MapRange, answerFor, parseMap} from '../../device/map.js'
+import {VHOST_IOTLB_UPDATE, numberSchema} from '../../device/entry.js'
+import {DeviceError} from '../../device/errors.js'
+import {answerFor} from '../../device/map.js'
 import {type Json, eventJson, hex, stringify, updateJson} from '../../format/json.js'
 import {entryText, eventText} from '../../format/text.js'
 import {deviceFlags} from '../common.js'
+import {loadMapFile, mapFileSchema} from '../map-file.js'
 import {EXIT} from '../outcome.js'
 import {defineCommand} from '../spec.js'
-
-const fileSchema = z.string().check(
-  z.refine((text) => text.length > 0 && !text.includes('\0'), {error: (issue) => `--map: ${showInput(issue.input)} is not a file name`}),
-)
-
-async function loadMap(path: string): Promise<MapRange[]> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    throw new UsageError(`--map: cannot read ${path}: ${(error as Error).message}`)
-  }
-
-  return parseMap(text, path)
-}
 
 function setupJson(setup: ExerciseSetup): {[key: string]: Json} {
   return {
@@ -92,7 +74,7 @@ export default defineCommand({
   ],
   args: [],
   flags: {
-    map: {kind: 'value', description: 'answer misses from this map file (IOVA SIZE PERM per line)', helpValue: 'FILE', schema: fileSchema},
+    map: {kind: 'value', description: 'answer misses from this map file (IOVA SIZE PERM per line)', helpValue: 'FILE', schema: mapFileSchema},
     count: {
       kind: 'value',
       description: 'stop after N misses; 0 sets up and kicks without reading',
@@ -109,7 +91,7 @@ export default defineCommand({
     ...deviceFlags,
   },
   async run({flags}, context) {
-    const ranges = flags.map === undefined ? undefined : await loadMap(flags.map)
+    const ranges = flags.map === undefined ? undefined : await loadMapFile(flags.map)
     const device = await context.device(flags.device)
     if (!device.exercise) throw new DeviceError('exercise', 'EOPNOTSUPP', `${device.info.spec} has no virtqueue this tool can kick`)
     const {io} = context
