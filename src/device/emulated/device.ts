@@ -47,6 +47,7 @@ import {
   encodeEntry,
 } from '../entry.js'
 import {DeviceError, StateFileError, UsageError} from '../errors.js'
+import {ListenTally} from '../listen.js'
 import {LEN_MAX, type ModelState, RfcIotlb, TranslateWalk, freshState} from './model.js'
 import {serializeState} from './state.js'
 import {type Loaded, StateLock, loadState, saveState, unchangedSince} from './store.js'
@@ -284,8 +285,7 @@ export class EmulatedDevice implements IotlbDevice {
   async listen(options: ListenOptions): Promise<ListenResult> {
     const {signal} = options
     let seen = -1
-    let events = 0
-    let answered = 0
+    const tally = new ListenTally(options)
     while (!signal.aborted) {
       const state = this.read()
       if (state.eventfd_signals !== seen && state.pending.type === VHOST_IOTLB_MISS) {
@@ -296,11 +296,7 @@ export class EmulatedDevice implements IotlbDevice {
           perm: state.pending.perm,
           raw: state.request_bytes ? Uint8Array.from(state.request_bytes) : encodeEntry(state.pending),
         }
-        events += 1
-        const answer = options.answer ? await options.answer(event) : undefined
-        if (answer) answered += 1
-        await options.onEvent(event, answer)
-        if (options.count !== undefined && events >= options.count) return {events, answered, stopped: 'count'}
+        if (await tally.deliver(event)) return tally.result('count')
         continue
       }
 
@@ -312,7 +308,7 @@ export class EmulatedDevice implements IotlbDevice {
       }
     }
 
-    return {events, answered, stopped: 'signal'}
+    return tally.result('signal')
   }
 
   async exercise(): Promise<ExerciseResult> {

@@ -82,6 +82,7 @@ import {
   OwnerBusyError,
   SyscallError,
 } from './errors.js'
+import {ListenTally} from '../listen.js'
 import {type Queue, RING, setUpQueue} from './exercise.js'
 import {MAX_IOTLB_ENTRIES, type ShadowRange, UpstreamShadow, accessToRfcPerm, rfcPermToAccess} from './shadow.js'
 import * as u from './uapi.js'
@@ -627,22 +628,17 @@ export class KernelDevice implements IotlbDevice {
   async listen(options: ListenOptions): Promise<ListenResult> {
     this.requireIotlb()
     if (!this.upstream) return this.listenRfc(options)
-    let events = 0
-    let answered = 0
+    const tally = new ListenTally(options)
     // Misses read earlier (an exercise left unanswered) first: the kernel will not post them again.
     const replay = this.pending.map((miss) => this.missEvent(miss))
     for (;;) {
       const event = replay.shift() ?? this.readEvent()
       if (event) {
-        events += 1
-        const answer = options.answer ? await options.answer(event) : undefined
-        if (answer) answered += 1
-        await options.onEvent(event, answer)
-        if (options.count !== undefined && events >= options.count) return {events, answered, stopped: 'count'}
+        if (await tally.deliver(event)) return tally.result('count')
         continue
       }
 
-      if (!(await this.idle(options.signal))) return {events, answered, stopped: 'signal'}
+      if (!(await this.idle(options.signal))) return tally.result('signal')
     }
   }
 
@@ -712,8 +708,7 @@ export class KernelDevice implements IotlbDevice {
       )
     }
 
-    let events = 0
-    let answered = 0
+    const tally = new ListenTally(options)
     for (;;) {
       const [revents = 0] = this.sys.poll([{fd: efd, events: this.sys.POLLIN}], 0)
       if ((revents & this.sys.POLLIN) !== 0) {
@@ -726,15 +721,11 @@ export class KernelDevice implements IotlbDevice {
         state.request_bytes = raw
         state.eventfd_signals += Number(count)
         const event: IotlbEvent = {type: 'miss', iova: request.iova, perm: request.perm, raw}
-        events += 1
-        const answer = options.answer ? await options.answer(event) : undefined
-        if (answer) answered += 1
-        await options.onEvent(event, answer)
-        if (options.count !== undefined && events >= options.count) return {events, answered, stopped: 'count'}
+        if (await tally.deliver(event)) return tally.result('count')
         continue
       }
 
-      if (!(await this.idle(options.signal))) return {events, answered, stopped: 'signal'}
+      if (!(await this.idle(options.signal))) return tally.result('signal')
     }
   }
 
